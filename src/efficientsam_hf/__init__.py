@@ -1,0 +1,43 @@
+"""EfficientSAM for the Hugging Face stack.
+
+Importing the package registers EfficientSAM with transformers' Auto classes (AutoConfig, AutoModel,
+AutoModelForMaskGeneration, AutoImageProcessor, AutoProcessor) so that `from_pretrained` on a converted folder or
+Hub id works exactly as it does for SAM. Nothing heavy runs at import time.
+"""
+
+from .configuration_efficientsam import (
+    EfficientSamConfig,
+    EfficientSamMaskDecoderConfig,
+    EfficientSamPromptEncoderConfig,
+    EfficientSamVisionConfig,
+)
+from .image_processing_efficientsam import EfficientSamImageProcessor
+from .modeling_efficientsam import (
+    EfficientSamImageSegmentationOutput,
+    EfficientSamModel,
+    EfficientSamPreTrainedModel,
+    EfficientSamVisionEncoderOutput,
+    EfficientSamVisionModel,
+)
+from .processing_efficientsam import EfficientSamProcessor
+from .registration import register_auto_classes, register_for_remote_code
+
+__version__ = "0.1.0"
+
+register_auto_classes()
+register_for_remote_code()
+
+__all__ = [
+    "EfficientSamConfig",
+    "EfficientSamImageProcessor",
+    "EfficientSamImageSegmentationOutput",
+    "EfficientSamMaskDecoderConfig",
+    "EfficientSamModel",
+    "EfficientSamPreTrainedModel",
+    "EfficientSamProcessor",
+    "EfficientSamPromptEncoderConfig",
+    "EfficientSamVisionConfig",
+    "EfficientSamVisionEncoderOutput",
+    "EfficientSamVisionModel",
+    "register_auto_classes",
+]

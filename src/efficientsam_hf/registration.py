@@ -1,0 +1,34 @@
+"""Register EfficientSAM with transformers' Auto classes (idempotent; `exist_ok` where transformers offers it)."""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForMaskGeneration,
+    AutoProcessor,
+)
+
+from .configuration_efficientsam import EfficientSamConfig, EfficientSamVisionConfig
+from .image_processing_efficientsam import EfficientSamImageProcessor
+from .modeling_efficientsam import EfficientSamModel, EfficientSamVisionModel
+from .processing_efficientsam import EfficientSamProcessor
+
+
+def register_auto_classes() -> None:
+    """Make `Auto*.from_pretrained` resolve `model_type="efficientsam"` folders to this package's classes."""
+    AutoConfig.register(EfficientSamConfig.model_type, EfficientSamConfig, exist_ok=True)
+    AutoConfig.register(EfficientSamVisionConfig.model_type, EfficientSamVisionConfig, exist_ok=True)
+    AutoModel.register(EfficientSamConfig, EfficientSamModel, exist_ok=True)
+    AutoModel.register(EfficientSamVisionConfig, EfficientSamVisionModel, exist_ok=True)
+    AutoModelForMaskGeneration.register(EfficientSamConfig, EfficientSamModel, exist_ok=True)
+    AutoImageProcessor.register(EfficientSamConfig, slow_image_processor_class=EfficientSamImageProcessor, exist_ok=True)
+    AutoProcessor.register(EfficientSamConfig, EfficientSamProcessor, exist_ok=True)
+
+
+def register_for_remote_code() -> None:
+    """Make every `save_pretrained` folder carry the model code and an `auto_map`, so that
+    `AutoModel.from_pretrained(folder_or_hub_id, trust_remote_code=True)` works without this package installed."""
+    EfficientSamConfig.register_for_auto_class()
+    EfficientSamModel.register_for_auto_class("AutoModel")
+    EfficientSamImageProcessor.register_for_auto_class("AutoImageProcessor")
+    EfficientSamProcessor.register_for_auto_class("AutoProcessor")
