@@ -57,12 +57,18 @@ KEY_RULES: list[tuple[str, str]] = [
         r"^mask_decoder\.transformer\.layers\.(\d+)\.mlp\.layers\.0\.0\.(weight|bias)$",
         r"mask_decoder.transformer.layers.\1.mlp.lin1.\2",
     ),
-    (r"^mask_decoder\.transformer\.layers\.(\d+)\.mlp\.fc\.(weight|bias)$", r"mask_decoder.transformer.layers.\1.mlp.lin2.\2"),
+    (
+        r"^mask_decoder\.transformer\.layers\.(\d+)\.mlp\.fc\.(weight|bias)$",
+        r"mask_decoder.transformer.layers.\1.mlp.lin2.\2",
+    ),
     (
         r"^mask_decoder\.transformer\.final_attn_token_to_image\.(q_proj|k_proj|v_proj|out_proj)\.(weight|bias)$",
         r"mask_decoder.transformer.final_attn_token_to_image.\1.\2",
     ),
-    (r"^mask_decoder\.transformer\.norm_final_attn\.(weight|bias)$", r"mask_decoder.transformer.layer_norm_final_attn.\1"),
+    (
+        r"^mask_decoder\.transformer\.norm_final_attn\.(weight|bias)$",
+        r"mask_decoder.transformer.layer_norm_final_attn.\1",
+    ),
     (r"^mask_decoder\.(iou_token|mask_tokens)\.weight$", r"mask_decoder.\1.weight"),
     (r"^mask_decoder\.final_output_upscaling_layers\.(\d+)\.0\.(weight|bias)$", r"mask_decoder.upscale_convs.\1.\2"),
     (r"^mask_decoder\.final_output_upscaling_layers\.(\d+)\.1\.(weight|bias)$", r"mask_decoder.upscale_norms.\1.\2"),
@@ -74,7 +80,10 @@ KEY_RULES: list[tuple[str, str]] = [
         r"^mask_decoder\.(output_hypernetworks_mlps\.\d+|iou_prediction_head)\.layers\.(\d+)\.0\.(weight|bias)$",
         lambda m: f"mask_decoder.{m.group(1)}.layers.{int(m.group(2)) - 1}.{m.group(3)}",
     ),
-    (r"^mask_decoder\.(output_hypernetworks_mlps\.\d+|iou_prediction_head)\.fc\.(weight|bias)$", r"mask_decoder.\1.proj_out.\2"),
+    (
+        r"^mask_decoder\.(output_hypernetworks_mlps\.\d+|iou_prediction_head)\.fc\.(weight|bias)$",
+        r"mask_decoder.\1.proj_out.\2",
+    ),
 ]
 
 
@@ -104,7 +113,9 @@ def read_official_state_dict(checkpoint: str | os.PathLike) -> dict[str, torch.T
                 if not is_torch_archive:
                     members = [name for name in names if name.endswith(".pt") and not name.startswith("__MACOSX")]
                     if len(members) != 1:
-                        raise ConversionError(f"{path} is a zip without exactly one .pt file inside (found {members}).")
+                        raise ConversionError(
+                            f"{path} is a zip without exactly one .pt file inside (found {members})."
+                        )
                     path = Path(archive.extract(members[0], tmp))
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -127,7 +138,9 @@ def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> EfficientSamC
     pos_tokens = state_dict["image_encoder.pos_embed"].shape[1] - 1
     pretrain_grid = int(round(pos_tokens**0.5))
     if width % 64:
-        raise ConversionError(f"cannot infer the number of heads for an encoder of width {width} (not a multiple of 64).")
+        raise ConversionError(
+            f"cannot infer the number of heads for an encoder of width {width} (not a multiple of 64)."
+        )
     return EfficientSamConfig(
         vision_config={
             "hidden_size": width,
@@ -237,9 +250,13 @@ def convert_checkpoint(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--checkpoint", required=True, help="official efficient_sam_vitt.pt or efficient_sam_vits.pt.zip")
+    parser.add_argument(
+        "--checkpoint", required=True, help="official efficient_sam_vitt.pt or efficient_sam_vits.pt.zip"
+    )
     parser.add_argument("--output", required=True, help="folder to write (replaced atomically if it exists)")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="also upload the folder to this Hub repo")
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO_ID", default=None, help="also upload the folder to this Hub repo"
+    )
     parser.add_argument("--model-card", default=None, help="Markdown card to write as README.md (and upload)")
     return parser
 
@@ -256,7 +273,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m efficientsam_hf.convert", description=__doc__.splitlines()[0]))
+    parser = add_arguments(
+        argparse.ArgumentParser(prog="python -m efficientsam_hf.convert", description=__doc__.splitlines()[0])
+    )
     args = parser.parse_args(argv)
     try:
         return run(args)

@@ -21,7 +21,9 @@ def register_auto_classes() -> None:
     AutoModel.register(EfficientSamConfig, EfficientSamModel, exist_ok=True)
     AutoModel.register(EfficientSamVisionConfig, EfficientSamVisionModel, exist_ok=True)
     AutoModelForMaskGeneration.register(EfficientSamConfig, EfficientSamModel, exist_ok=True)
-    AutoImageProcessor.register(EfficientSamConfig, slow_image_processor_class=EfficientSamImageProcessor, exist_ok=True)
+    AutoImageProcessor.register(
+        EfficientSamConfig, slow_image_processor_class=EfficientSamImageProcessor, exist_ok=True
+    )
     AutoProcessor.register(EfficientSamConfig, EfficientSamProcessor, exist_ok=True)
 
 
