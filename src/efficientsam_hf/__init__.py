@@ -20,12 +20,13 @@ from .modeling_efficientsam import (
     EfficientSamVisionModel,
 )
 from .processing_efficientsam import EfficientSamProcessor
-from .registration import register_auto_classes, register_for_remote_code
+from .registration import register_auto_classes, register_for_remote_code, register_mask_generation_pipeline
 
 __version__ = "0.1.0"
 
 register_auto_classes()
 register_for_remote_code()
+register_mask_generation_pipeline()
 
 __all__ = [
     "EfficientSamConfig",

@@ -168,8 +168,8 @@ class EfficientSamImageProcessor(BaseImageProcessor):
         if not image_list:
             raise ValueError("images is empty: pass at least one image.")
 
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         target = (size["height"], size["width"])
 
         pixel_values, original_sizes, reshaped_sizes = [], [], []
@@ -178,13 +178,13 @@ class EfficientSamImageProcessor(BaseImageProcessor):
             original_sizes.append(tuple(chw.shape[-2:]))
             if device is not None:
                 chw = chw.to(device)
-            x = _rescale_to_float(chw, do_rescale).unsqueeze(0)
+            x, owned = _rescale_to_float(chw, do_rescale)
+            x = x.unsqueeze(0)
             if do_resize and tuple(x.shape[-2:]) != target:
                 x = F.interpolate(x, size=target, mode="bilinear", align_corners=False, antialias=False)
+                owned = True
             if do_normalize:
-                # Same ops and order as the official `(x - pixel_mean) / pixel_std`; in place where `x` is ours.
-                x = x - mean_t if x.data_ptr() == chw.data_ptr() else x.sub_(mean_t)
-                x = x.div_(std_t)
+                x = _normalize(x, mean_t, std_t, in_place=owned)
             reshaped_sizes.append(tuple(x.shape[-2:]))
             pixel_values.append(x)
 
@@ -193,8 +193,9 @@ class EfficientSamImageProcessor(BaseImageProcessor):
                 "With do_resize=False all images must have the same size to be stacked; got sizes "
                 f"{sorted(set(reshaped_sizes))}."
             )
+        batch = pixel_values[0].contiguous() if len(pixel_values) == 1 else torch.cat(pixel_values)
         data = {
-            "pixel_values": torch.cat(pixel_values).contiguous(),
+            "pixel_values": batch,
             "original_sizes": torch.tensor(original_sizes, dtype=torch.int64),
             "reshaped_input_sizes": torch.tensor(reshaped_sizes, dtype=torch.int64),
         }
@@ -591,11 +592,34 @@ def _check_float_range(image) -> None:
         )
 
 
-def _rescale_to_float(chw: torch.Tensor, do_rescale: bool) -> torch.Tensor:
+def _rescale_to_float(chw: torch.Tensor, do_rescale: bool) -> tuple[torch.Tensor, bool]:
+    """float32 CHW in [0, 1]; the flag says whether the result is a new tensor (safe to modify in place).
+
+    uint8 is divided exactly as the official `tensor.float() / 255`: a float32 cast then an IEEE float32 division per
+    element. On CPU numpy does it (same bits as torch, and no intra-op thread hand-off, which costs more than the
+    division itself on a busy machine); the result keeps the input's strides, so the resize sees the very layout the
+    official code gives it.
+    """
     if chw.dtype == torch.uint8:
-        # Exactly the official `tensor.float() / 255` (one kernel: uint8 -> float32, then true division).
-        return torch.div(chw, 255) if do_rescale else chw.float()
-    return chw if chw.dtype == torch.float32 else chw.float()
+        if not do_rescale:
+            return chw.float(), True
+        if chw.device.type == "cpu":
+            return torch.from_numpy(np.divide(chw.numpy(), np.float32(255), dtype=np.float32)), True
+        return torch.div(chw, 255), True
+    if chw.dtype == torch.float32:
+        return chw, False
+    return chw.float(), True
+
+
+def _normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """The official `(x - pixel_mean) / pixel_std` with (1, 3, 1, 1) float32 statistics: the same two IEEE float32
+    operations per element, in place on CPU via numpy when `x` is ours (bit-identical to torch)."""
+    if in_place and x.device.type == "cpu" and x.is_contiguous() and not x.requires_grad:
+        array = x.numpy()
+        np.subtract(array, mean.numpy(), out=array)
+        np.divide(array, std.numpy(), out=array)
+        return x
+    return (x - mean.to(x.device)) / std.to(x.device)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -734,7 +758,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
 def mask_to_rle(masks: torch.Tensor) -> list[dict[str, Any]]:
     """
     Uncompressed RLE (pycocotools layout: column-major, counts start with the number of zeros) of boolean masks of
-    shape (N, H, W); vectorised with numpy.
+    shape (N, H, W); vectorised with numpy. `counts` is an int64 numpy array (`.tolist()` it for JSON).
     """
     n, height, width = masks.shape
     if n == 0:
@@ -747,9 +771,10 @@ def mask_to_rle(masks: torch.Tensor) -> list[dict[str, Any]]:
     total = height * width
     for i, change_idx in enumerate(np.split(cols + 1, splits)):
         bounds = np.concatenate(([0], change_idx, [total]))
-        counts = np.diff(bounds).tolist()
+        # A numpy array, not a list: transformers' pipeline walks lists element by element when it moves outputs.
+        counts = np.diff(bounds)
         if flat[i, 0]:
-            counts = [0, *counts]
+            counts = np.concatenate(([0], counts))
         out.append({"size": [height, width], "counts": counts})
     return out
 

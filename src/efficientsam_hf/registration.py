@@ -34,3 +34,21 @@ def register_for_remote_code() -> None:
     EfficientSamModel.register_for_auto_class("AutoModel")
     EfficientSamImageProcessor.register_for_auto_class("AutoImageProcessor")
     EfficientSamProcessor.register_for_auto_class("AutoProcessor")
+
+
+def register_mask_generation_pipeline() -> None:
+    """Serve `pipeline("mask-generation", ...)` with the memory-bounded EfficientSAM pipeline. It subclasses
+    transformers' `MaskGenerationPipeline` and falls back to its behaviour for every other model (SAM included)."""
+    from transformers import AutoModelForMaskGeneration
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    from .mask_generation import EfficientSamMaskGenerationPipeline
+
+    current = PIPELINE_REGISTRY.supported_tasks.get("mask-generation", {})
+    PIPELINE_REGISTRY.register_pipeline(
+        "mask-generation",
+        pipeline_class=EfficientSamMaskGenerationPipeline,
+        pt_model=AutoModelForMaskGeneration,
+        default=current.get("default"),
+        type=current.get("type", "multimodal"),
+    )
