@@ -8,7 +8,6 @@ import zipfile
 import pytest
 import torch
 
-from conftest import REFERENCE_DIR, require_shared
 from efficientsam_hf import EfficientSamModel
 from efficientsam_hf.convert import (
     ConversionError,
@@ -19,6 +18,8 @@ from efficientsam_hf.convert import (
     read_official_state_dict,
     rename_key,
 )
+
+from conftest import REFERENCE_DIR, require_shared
 
 TI_CHECKPOINT = REFERENCE_DIR / "efficient_sam_vitt_synthetic_fp16.pt"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import COCO_DEV_DIR, REFERENCE_DIR, require_shared
 from PIL import Image
 from pycocotools import mask as mask_utils
 from transformers import pipeline
@@ -14,6 +13,8 @@ from transformers.pipelines import MaskGenerationPipeline
 
 from efficientsam_hf import EfficientSamImageProcessor, EfficientSamProcessor
 from efficientsam_hf.mask_generation import EfficientSamMaskGenerationPipeline
+
+from conftest import COCO_DEV_DIR, REFERENCE_DIR, require_shared
 
 ALL_PASS = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0)
 

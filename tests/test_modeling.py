@@ -11,8 +11,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForMaskGeneration
 
-from conftest import tiny_config
 from efficientsam_hf import EfficientSamConfig, EfficientSamModel, EfficientSamVisionConfig, EfficientSamVisionModel
+
+from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -747,6 +747,8 @@ class EfficientSamModel(EfficientSamPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         input_masks: torch.Tensor | None = None,
+        original_sizes: torch.Tensor | None = None,
+        reshaped_input_sizes: torch.Tensor | None = None,
         **kwargs,
     ) -> EfficientSamImageSegmentationOutput | tuple:
         r"""
@@ -768,6 +770,9 @@ class EfficientSamModel(EfficientSamPreTrainedModel):
                 As in transformers; they concern the image encoder.
             input_masks:
                 Not supported: EfficientSAM has no mask prompt. Passing it raises `ValueError`.
+            original_sizes / reshaped_input_sizes:
+                Accepted and unused, so that `model(**processor(...))` works as with `SamModel`; they matter only to
+                `post_process_masks`.
         """
         if input_masks is not None:
             raise ValueError("input_masks is not supported: EfficientSAM has no mask prompt (use points or boxes).")
