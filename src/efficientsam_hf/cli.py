@@ -67,12 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .checkpoints import CheckpointUnavailableError
     from .convert import ConversionError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UsageError, ConversionError, FileNotFoundError, IsADirectoryError, ValueError, TypeError) as error:
+    except (
+        UsageError,
+        ConversionError,
+        CheckpointUnavailableError,
+        FileNotFoundError,
+        IsADirectoryError,
+        ValueError,
+        TypeError,
+    ) as error:
         print(f"efficientsam-hf {args.command}: error: {error}", file=sys.stderr)
         return 2
 

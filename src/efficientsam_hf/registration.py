@@ -1,5 +1,7 @@
 """Register EfficientSAM with transformers' Auto classes (idempotent; `exist_ok` where transformers offers it)."""
 
+import logging
+
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -45,10 +47,23 @@ def register_mask_generation_pipeline() -> None:
     from .mask_generation import EfficientSamMaskGenerationPipeline
 
     current = PIPELINE_REGISTRY.supported_tasks.get("mask-generation", {})
-    PIPELINE_REGISTRY.register_pipeline(
+    if current.get("impl") is EfficientSamMaskGenerationPipeline:
+        return
+    # Replacing the built-in entry is intended; keep transformers' "already registered" warning out of every import.
+    base_logger = logging.getLogger("transformers.pipelines.base")
+    level = base_logger.level
+    base_logger.setLevel(logging.ERROR)
+    try:
+        _register(PIPELINE_REGISTRY, AutoModelForMaskGeneration, EfficientSamMaskGenerationPipeline, current)
+    finally:
+        base_logger.setLevel(level)
+
+
+def _register(registry, auto_model, pipeline_class, current) -> None:
+    registry.register_pipeline(
         "mask-generation",
-        pipeline_class=EfficientSamMaskGenerationPipeline,
-        pt_model=AutoModelForMaskGeneration,
+        pipeline_class=pipeline_class,
+        pt_model=auto_model,
         default=current.get("default"),
         type=current.get("type", "multimodal"),
     )
