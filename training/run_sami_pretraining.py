@@ -58,7 +58,8 @@ class ModelArguments:
     )
     mask_ratio: float = field(default=0.75, metadata={"help": "Fraction of tokens hidden from the student."})
     teacher_name_or_path: str = field(
-        default=DEFAULT_TEACHER, metadata={"help": "Frozen teacher (Hub id or folder); SAM's image encoder by default."}
+        default=DEFAULT_TEACHER,
+        metadata={"help": "Frozen teacher (Hub id or folder); SAM's image encoder by default."},
     )
     teacher_num_prefix_tokens: int | None = field(
         default=None, metadata={"help": "Special tokens before the patch tokens of a token-output teacher."}
@@ -104,6 +105,10 @@ class SamiTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps, or a fraction of them if < 1."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all columns (the model uses them)."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Every trained parameter is used in every step (the neck is not part of SAMI)."},
+    )
 
 
 def parse_overrides(text: str | None, name: str) -> dict:
@@ -141,7 +146,9 @@ def build_model(model_args: ModelArguments, teacher: SamiTeacher) -> EfficientSa
         config.mask_ratio = model_args.mask_ratio
         config.teacher_hidden_size = teacher.hidden_size
         config.teacher_name_or_path = model_args.teacher_name_or_path
-        config = EfficientSamSamiConfig(**{**config.to_dict(), **parse_overrides(model_args.config_overrides, "config_overrides")})
+        config = EfficientSamSamiConfig(
+            **{**config.to_dict(), **parse_overrides(model_args.config_overrides, "config_overrides")}
+        )
         model = EfficientSamForSamiPretraining(config)
     model.set_teacher(teacher)
     return model
@@ -155,7 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
 
     logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S", handlers=[logging.StreamHandler(sys.stdout)]
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
     )
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
@@ -169,7 +178,9 @@ def main(argv: list[str] | None = None) -> dict:
     if os.path.isdir(training_args.output_dir) and training_args.do_train:
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
         if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-            logger.info(f"Checkpoint found at {last_checkpoint}; pass --resume_from_checkpoint True to continue from it.")
+            logger.info(
+                f"Checkpoint found at {last_checkpoint}; pass --resume_from_checkpoint True to continue from it."
+            )
     set_seed(training_args.seed)
 
     teacher = SamiTeacher.from_pretrained(
@@ -178,7 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_model(model_args, teacher)
     image_size = model.config.vision_config.pretrain_image_size
     if data_args.image_size is not None and data_args.image_size != image_size:
-        raise ValueError(f"image_size must equal the student's pretrain_image_size ({image_size}), got {data_args.image_size}.")
+        raise ValueError(
+            f"image_size must equal the student's pretrain_image_size ({image_size}), got {data_args.image_size}."
+        )
 
     images = load_images(
         data_args.dataset_name,
@@ -200,7 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
                 teacher,
                 cache_dir,
                 image_column=data_args.image_column_name,
-                source=data_args.train_dir or f"{data_args.dataset_name}/{data_args.dataset_config_name}/{data_args.dataset_split}",
+                source=data_args.train_dir
+                or f"{data_args.dataset_name}/{data_args.dataset_config_name}/{data_args.dataset_split}",
                 batch_size=data_args.precompute_batch_size,
                 grid_size=data_args.teacher_cache_grid_size,
             )

@@ -64,6 +64,7 @@ class DataArguments:
         default=False,
         metadata={"help": "Use ground-truth boxes (score 1) as detections: the box-to-mask AP upper bound."},
     )
+    image_ids: list[int] | None = field(default=None, metadata={"help": "Evaluate only these image ids."})
     max_images: int | None = field(default=None, metadata={"help": "Evaluate only the first N images (by id)."})
 
 
@@ -112,7 +113,7 @@ def main(args: list[str] | None = None) -> dict:
 
     coco = load_coco(data_args.annotation_file)
     detections, detections_info = _detections(data_args, coco)
-    image_ids = sorted(coco.getImgIds())[: data_args.max_images]
+    image_ids = sorted(data_args.image_ids or coco.getImgIds())[: data_args.max_images]
     data = {
         "annotation_file": data_args.annotation_file,
         "annotation_sha256": _file_digest(data_args.annotation_file),

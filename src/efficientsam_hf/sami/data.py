@@ -47,7 +47,9 @@ def load_images(
         return load_image_folder(train_dir)
     images = datasets.load_dataset(dataset_name, dataset_config_name, split=split, cache_dir=cache_dir)
     if image_column not in images.column_names:
-        raise ValueError(f"image_column_name {image_column!r} is not a column of {dataset_name}: {images.column_names}.")
+        raise ValueError(
+            f"image_column_name {image_column!r} is not a column of {dataset_name}: {images.column_names}."
+        )
     return images
 
 
@@ -150,14 +152,18 @@ def precompute_teacher_features(
     if meta_path.exists():
         found = json.loads(meta_path.read_text())
         if found != meta:
-            raise ValueError(f"teacher_features_cache_dir {str(cache)!r} holds {found}, not {meta}; use another folder.")
+            raise ValueError(
+                f"teacher_features_cache_dir {str(cache)!r} holds {found}, not {meta}; use another folder."
+            )
     else:
         _write_json_atomically(meta_path, meta)
 
     num_shards = math.ceil(len(images) / shard_size)
     shard_dirs = [cache / f"shard-{i:05d}" for i in range(num_shards)]
     done = sum(d.exists() for d in shard_dirs)
-    progress = tqdm(total=len(images), initial=min(done * shard_size, len(images)), desc="teacher features", unit="img")
+    progress = tqdm(
+        total=len(images), initial=min(done * shard_size, len(images)), desc="teacher features", unit="img"
+    )
     for shard_index, shard_dir in enumerate(shard_dirs):
         if shard_dir.exists():
             continue

@@ -15,36 +15,56 @@ from ..modeling_efficientsam import EfficientSamModel
 from .modeling_sami import EfficientSamForSamiPretraining
 
 # The student hyper-parameters that must agree between the SAMI checkpoint and the exported model.
-_VIT_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "mlp_ratio", "patch_size", "pretrain_image_size", "qkv_bias")
+_VIT_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "mlp_ratio",
+    "patch_size",
+    "pretrain_image_size",
+    "qkv_bias",
+)
 
 
 def sami_to_efficientsam(
     sami: EfficientSamForSamiPretraining, config: EfficientSamConfig | None = None, seed: int = 0
 ) -> EfficientSamModel:
     """An `EfficientSamModel` whose ViT is `sami`'s; everything else (neck, prompt encoder, decoder) freshly
-    initialised. `config` defaults to the EfficientSAM defaults around `sami`'s vision config."""
+    initialised. `config` defaults to the EfficientSAM defaults around `sami`'s vision config (widths matched)."""
     if not isinstance(sami, EfficientSamForSamiPretraining):
         raise TypeError(f"sami must be an EfficientSamForSamiPretraining, got {type(sami).__name__}.")
     if config is None:
-        config = EfficientSamConfig(vision_config=sami.config.vision_config.to_dict())
+        width = sami.config.vision_config.output_channels  # prompt encoder and decoder must match the neck
+        config = EfficientSamConfig(
+            vision_config=sami.config.vision_config.to_dict(),
+            prompt_encoder_config={"hidden_size": width},
+            mask_decoder_config={"hidden_size": width},
+        )
     mismatched = {
         key: (getattr(sami.config.vision_config, key), getattr(config.vision_config, key))
         for key in _VIT_KEYS
         if getattr(sami.config.vision_config, key) != getattr(config.vision_config, key)
     }
     if mismatched:
-        raise ValueError(f"config.vision_config does not describe the SAMI student, (sami, config) differ in {mismatched}.")
+        raise ValueError(
+            f"config.vision_config does not describe the SAMI student, (sami, config) differ in {mismatched}."
+        )
     torch.manual_seed(seed)
     model = EfficientSamModel(config)
     missing, unexpected = model.vision_encoder.load_state_dict(sami.vision_encoder.state_dict(), strict=False)
     not_neck = [key for key in missing if not key.startswith("neck.")]
     if unexpected or not_neck:
-        raise ValueError(f"SAMI weights do not fit EfficientSamModel.vision_encoder: missing {not_neck}, unexpected {unexpected}.")
+        raise ValueError(
+            f"SAMI weights do not fit EfficientSamModel.vision_encoder: missing {not_neck}, unexpected {unexpected}."
+        )
     return model.eval()
 
 
 def export_sami_checkpoint(
-    checkpoint: str | os.PathLike, output_dir: str | os.PathLike, config: EfficientSamConfig | None = None, seed: int = 0
+    checkpoint: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: EfficientSamConfig | None = None,
+    seed: int = 0,
 ) -> Path:
     """Load a SAMI checkpoint (a training output or `checkpoint-N` folder) and save the `EfficientSamModel`
     folder atomically (written next to `output_dir`, then renamed)."""

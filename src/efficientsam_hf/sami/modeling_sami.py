@@ -60,7 +60,9 @@ def random_masking(
     if noise is None:
         noise = torch.rand(batch, length, device=tokens.device)
     elif tuple(noise.shape) != (batch, length):
-        raise ValueError(f"noise must have shape (batch_size, num_tokens) = {(batch, length)}, got {tuple(noise.shape)}.")
+        raise ValueError(
+            f"noise must have shape (batch_size, num_tokens) = {(batch, length)}, got {tuple(noise.shape)}."
+        )
     num_keep = length - num_masked
     ids_shuffle = torch.argsort(noise.to(tokens.device), dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
@@ -104,7 +106,11 @@ class EfficientSamSamiCrossAttention(nn.Module):
         return states.reshape(states.shape[0], states.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, queries: torch.Tensor, keys_values: torch.Tensor) -> torch.Tensor:
-        query, key, value = self._heads(self.q_proj(queries)), self._heads(self.k_proj(keys_values)), self._heads(self.v_proj(keys_values))
+        query, key, value = (
+            self._heads(self.q_proj(queries)),
+            self._heads(self.k_proj(keys_values)),
+            self._heads(self.v_proj(keys_values)),
+        )
         output = F.scaled_dot_product_attention(query, key, value)
         return self.out_proj(output.transpose(1, 2).reshape(queries.shape))
 
@@ -139,8 +145,11 @@ class EfficientSamSamiDecoder(nn.Module):
         dim = config.decoder_hidden_size
         self.decoder_embed = nn.Linear(config.vision_config.hidden_size, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("position_embedding", sincos_position_embedding(config.grid_size, dim), persistent=False)
-        self.layers = nn.ModuleList([EfficientSamSamiDecoderLayer(config) for _ in range(config.decoder_num_hidden_layers)])
+        # Fixed, so computed in forward: a non-persistent buffer is left uninitialised by `from_pretrained`.
+        self.grid_size = config.grid_size
+        self.layers = nn.ModuleList(
+            [EfficientSamSamiDecoderLayer(config) for _ in range(config.decoder_num_hidden_layers)]
+        )
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.head = nn.Linear(dim, config.teacher_hidden_size)
 
@@ -149,7 +158,9 @@ class EfficientSamSamiDecoder(nn.Module):
         num_tokens = ids_restore.shape[1]
         visible = self.decoder_embed(visible)
         dim = visible.shape[-1]
-        position = self.position_embedding.to(visible.dtype).expand(batch, -1, -1)
+        position = (
+            sincos_position_embedding(self.grid_size, dim).to(visible.device, visible.dtype).expand(batch, -1, -1)
+        )
         shuffled_position = torch.gather(position, 1, ids_shuffle.unsqueeze(-1).expand(-1, -1, dim))
         visible = visible + shuffled_position[:, :num_visible]
         masked = self.mask_token.to(visible.dtype) + shuffled_position[:, num_visible:]
@@ -236,7 +247,9 @@ class EfficientSamForSamiPretraining(EfficientSamPreTrainedModel):
         self._check_pixel_values(pixel_values)
         num_masked = self.config.num_masked_tokens
         if num_masked >= self.config.grid_size**2:
-            raise ValueError(f"mask_ratio {self.config.mask_ratio} leaves no visible token on a {self.config.grid_size}^2 grid.")
+            raise ValueError(
+                f"mask_ratio {self.config.mask_ratio} leaves no visible token on a {self.config.grid_size}^2 grid."
+            )
 
         tokens, _ = self.vision_encoder.embeddings(pixel_values)
         visible, mask, ids_shuffle, ids_restore = random_masking(tokens, num_masked, noise)
@@ -256,7 +269,9 @@ class EfficientSamForSamiPretraining(EfficientSamPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-    def teacher_targets(self, pixel_values, teacher_features=None, crop_boxes=None, flipped=None) -> torch.Tensor | None:
+    def teacher_targets(
+        self, pixel_values, teacher_features=None, crop_boxes=None, flipped=None
+    ) -> torch.Tensor | None:
         """Teacher features on the student's token grid, `(B, grid**2, teacher_hidden_size)`, or `None` when there
         is neither a precomputed map nor an attached teacher."""
         grid = self.config.grid_size

@@ -49,11 +49,15 @@ class SamiTeacher(nn.Module):
         if isinstance(image_size, (list, tuple)):
             image_size = image_size[0]
         if not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size must be a positive int (or the model's config must have one), got {image_size!r}.")
+            raise ValueError(
+                f"image_size must be a positive int (or the model's config must have one), got {image_size!r}."
+            )
         if hidden_size is None:
             hidden_size = getattr(config, "output_channels", None) or getattr(config, "hidden_size", None)
         if not isinstance(hidden_size, int):
-            raise ValueError(f"hidden_size must be given for a model whose config has no hidden_size, got {hidden_size!r}.")
+            raise ValueError(
+                f"hidden_size must be given for a model whose config has no hidden_size, got {hidden_size!r}."
+            )
         self.model = model.eval().requires_grad_(False)
         self.image_size = image_size
         self.hidden_size = hidden_size
@@ -61,6 +65,7 @@ class SamiTeacher(nn.Module):
         shift = torch.tensor(IMAGENET_DEFAULT_MEAN) - torch.tensor(image_mean)
         self.register_buffer("scale", (torch.tensor(IMAGENET_DEFAULT_STD) / torch.tensor(image_std)).view(1, 3, 1, 1))
         self.register_buffer("shift", (shift / torch.tensor(image_std)).view(1, 3, 1, 1))
+        self.train(False)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT_TEACHER, model_class=None, **kwargs) -> SamiTeacher:
@@ -80,13 +85,17 @@ class SamiTeacher(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised `(B, 3, h, w)` -> teacher feature map `(B, C, H, W)` in float32."""
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(f"pixel_values must have shape (batch_size, 3, height, width), got {tuple(pixel_values.shape)}.")
+            raise ValueError(
+                f"pixel_values must have shape (batch_size, 3, height, width), got {tuple(pixel_values.shape)}."
+            )
         parameter = next(self.model.parameters())
         if parameter.device != pixel_values.device:
             self.to(pixel_values.device)
         inputs = pixel_values.float()
         if tuple(inputs.shape[-2:]) != (self.image_size, self.image_size):
-            inputs = F.interpolate(inputs, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            inputs = F.interpolate(
+                inputs, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
         inputs = (inputs * self.scale + self.shift).to(parameter.dtype)
         hidden = self.model(pixel_values=inputs).last_hidden_state
         if hidden.ndim == 4:
@@ -129,7 +138,10 @@ def resample_to_grid(
     crop_boxes = crop_boxes.to(device=device, dtype=torch.float32)
     if tuple(crop_boxes.shape) != (batch, 4):
         raise ValueError(f"crop_boxes must have shape ({batch}, 4), got {tuple(crop_boxes.shape)}.")
-    extent = torch.maximum((crop_boxes[:, 2] - crop_boxes[:, 0]).max() * width / grid_w, (crop_boxes[:, 3] - crop_boxes[:, 1]).max() * height / grid_h)
+    extent = torch.maximum(
+        (crop_boxes[:, 2] - crop_boxes[:, 0]).max() * width / grid_w,
+        (crop_boxes[:, 3] - crop_boxes[:, 1]).max() * height / grid_h,
+    )
     samples = max(1, math.ceil(float(extent)))
     steps_x = (torch.arange(grid_w * samples, device=device, dtype=torch.float32) + 0.5) / (grid_w * samples)
     steps_y = (torch.arange(grid_h * samples, device=device, dtype=torch.float32) + 0.5) / (grid_h * samples)
