@@ -19,7 +19,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..modeling_efficientsam import EfficientSamModel
-from .losses import masked_mean, mask_iou, segmentation_loss
+from .losses import mask_iou, masked_mean, segmentation_loss
 from .prompts import sample_correction_clicks
 
 
@@ -45,6 +45,9 @@ class EfficientSamFinetuningOutput(ModelOutput):
 
 class EfficientSamForFinetuning(nn.Module):
     """Wraps an `EfficientSamModel` (`.model`, saved and loaded as usual) with the finetuning objective.
+
+    It deliberately has no `config` attribute: `Trainer` would otherwise try to align tokenizer special tokens with
+    it and fail on a processor without a tokenizer (transformers 5.24).
 
     Args:
         model (`EfficientSamModel`): the model to train.
@@ -76,10 +79,6 @@ class EfficientSamForFinetuning(nn.Module):
         self.loss_weights = {"focal_weight": focal_weight, "dice_weight": dice_weight}
         self.iou_weight = iou_weight
 
-    @property
-    def config(self):
-        return self.model.config
-
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
         self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
 
@@ -104,7 +103,9 @@ class EfficientSamForFinetuning(nn.Module):
         points, point_labels = input_points, input_labels
         for round_index in range(self.num_correction_clicks + 1):
             use_multimask = multimask if round_index == 0 else torch.zeros_like(multimask)
-            terms, masks, scores = self._decode(image_embeddings, points, point_labels, targets, use_multimask)
+            terms, masks, scores = self._decode(
+                image_embeddings, points, point_labels, targets, use_multimask, label_mask
+            )
             mask_part = masked_mean(terms["mask_loss"], label_mask)
             iou_part = masked_mean(terms["iou_loss"], label_mask)
             total = total + mask_part + self.iou_weight * iou_part
@@ -124,12 +125,12 @@ class EfficientSamForFinetuning(nn.Module):
             iou_loss=iou_total / rounds,
         )
 
-    def _decode(self, image_embeddings, points, point_labels, targets, multimask):
+    def _decode(self, image_embeddings, points, point_labels, targets, multimask, label_mask):
         """Run the decoder in the mode(s) the queries need; per query, the loss terms of its mode and the output with
         the highest predicted IoU."""
         terms, masks, scores = {}, None, None
         for mode in (True, False):
-            selected = multimask if mode else ~multimask
+            selected = (multimask if mode else ~multimask) & label_mask
             if not selected.any():
                 continue
             outputs = self.model(
