@@ -321,6 +321,11 @@ def test_generate_crop_boxes_errors(processor, rgb):
         processor.generate_crop_boxes(rgb, 1024, points_per_crop=0)
 
 
+def as_lists(rles: list[dict]) -> list[dict]:
+    """RLEs with `counts` as plain lists (ours are int64 numpy arrays, SAM's lists)."""
+    return [{"size": list(rle["size"]), "counts": [int(c) for c in rle["counts"]]} for rle in rles]
+
+
 def _random_logit_masks(seed: int, n: int = 6, height: int = 40, width: int = 50) -> torch.Tensor:
     """Smooth blobs as logits, some touching the borders, one empty."""
     gen = torch.Generator().manual_seed(seed)
@@ -343,7 +348,7 @@ def test_filter_masks_matches_sam(processor, seed):
     for thresholds in ((0.0, 0.0), (0.88, 0.0), (0.0, 0.9), (0.8, 0.8)):
         ours = processor.filter_masks(masks, scores, full_size, crop_box, *thresholds)
         ref = sam.filter_masks(masks, scores, full_size, crop_box, *thresholds)
-        assert ours[0] == ref[0]
+        assert as_lists(ours[0]) == ref[0]
         assert torch.equal(ours[1], ref[1])
         assert torch.equal(ours[2], ref[2].to(ours[2].dtype))
 
@@ -358,11 +363,13 @@ def test_stability_box_and_rle_helpers_match_sam():
     assert torch.equal(batched_mask_to_box(binary), sam_pil._batched_mask_to_box(binary).to(torch.int64))
     assert batched_mask_to_box(binary)[0].tolist() == [0, 0, 0, 0]
     rles = mask_to_rle(binary)
-    assert rles == sam_pil._mask_to_rle(binary)
+    assert all(isinstance(r["counts"], np.ndarray) and r["counts"].dtype == np.int64 for r in rles)
+    assert as_lists(rles) == sam_pil._mask_to_rle(binary)
     for rle, mask in zip(rles, binary):
         assert torch.equal(rle_to_mask(rle), mask)
     full = torch.ones(1, 3, 4, dtype=torch.bool)
-    assert mask_to_rle(full) == [{"size": [3, 4], "counts": [0, 12]}]
+    assert as_lists(mask_to_rle(full)) == [{"size": [3, 4], "counts": [0, 12]}]
+    assert torch.equal(rle_to_mask(mask_to_rle(full)[0]), full[0])
     assert mask_to_rle(torch.zeros(0, 3, 4, dtype=torch.bool)) == []
 
 
@@ -417,17 +424,28 @@ def test_post_process_for_mask_generation(processor):
     out_masks, out_scores, out_rles, out_boxes = processor.post_process_for_mask_generation(rles, scores, boxes, 0.7)
     kept = naive_nms(boxes.float(), scores, torch.zeros(5, dtype=torch.int64), 0.7)
     assert 2 not in kept and out_scores.tolist() == scores[kept].tolist()
-    assert out_rles == [rles[i] for i in kept]
+    assert as_lists(out_rles) == as_lists([rles[i] for i in kept])
     assert all(torch.equal(m, masks[i]) for m, i in zip(out_masks, kept))
     assert torch.equal(out_boxes, boxes[kept])
 
 
-def test_mask_generation_pipeline_runs(tiny_model, processor):
-    """transformers' own mask-generation pipeline drives these helpers end to end (tiny random model)."""
-    from transformers import pipeline
+def test_stock_mask_generation_pipeline_runs(tiny_model, processor):
+    """transformers' own `MaskGenerationPipeline` (not the package's subclass) drives these helpers end to end."""
+    from transformers.pipelines import MaskGenerationPipeline
 
-    generator = pipeline("mask-generation", model=tiny_model, image_processor=processor, device="cpu")
+    generator = MaskGenerationPipeline(model=tiny_model, image_processor=processor, device="cpu")
+    assert type(generator) is MaskGenerationPipeline
     image = Image.fromarray(np.random.RandomState(6).randint(0, 256, size=(48, 64, 3), dtype=np.uint8))
-    out = generator(image, points_per_batch=64, points_per_crop=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
-    assert len(out["masks"]) >= 1 and len(out["scores"]) == len(out["masks"])
+    out = generator(
+        image,
+        points_per_batch=64,
+        points_per_crop=4,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        output_rle_mask=True,
+        output_bboxes_mask=True,
+    )
+    assert len(out["masks"]) >= 1 and len(out["scores"]) == len(out["masks"]) == len(out["rle_mask"])
     assert all(m.shape == (48, 64) and m.dtype == torch.bool for m in out["masks"])
+    assert all(torch.equal(rle_to_mask(r), m) for r, m in zip(out["rle_mask"], out["masks"]))
+    assert torch.equal(out["bounding_boxes"], batched_mask_to_box(torch.stack(out["masks"])))

@@ -51,6 +51,17 @@ def test_boxes_equal_two_corner_points(tiny_model, embeddings):
     assert both.pred_masks.shape == (2, 1, 3, 256, 256)
 
 
+def test_padding_boxes_become_padding_points(tiny_model, embeddings):
+    boxes = torch.tensor([[[100.0, 150.0, 400.0, 500.0], [-1.0, -1.0, -1.0, -1.0]]]).expand(2, 2, 4)
+    points = torch.tensor([[[[300.0, 300.0]], [[600.0, 700.0]]]]).expand(2, 2, 1, 2)
+    sparse = tiny_model.get_prompt_embeddings(points, None, boxes)
+    with_box = tiny_model(image_embeddings=embeddings, input_boxes=boxes, input_points=points)
+    points_only = tiny_model(image_embeddings=embeddings, input_points=points[:, 1:])
+    # The padded box adds padding points, exactly like the official padding of a query's unused points.
+    torch.testing.assert_close(with_box.pred_masks[:, 1], points_only.pred_masks[:, 0], rtol=0, atol=1e-5)
+    assert sparse.shape == (2, 2, 6, 32)
+
+
 def test_batch_of_two_equals_two_single_calls(tiny_model, pixel_values):
     batched = tiny_model(pixel_values=pixel_values, input_points=POINTS, input_labels=LABELS)
     for index in range(2):

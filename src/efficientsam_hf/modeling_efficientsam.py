@@ -761,7 +761,8 @@ class EfficientSamModel(EfficientSamPreTrainedModel):
                 1 positive, 0 negative, -1 padding, 2/3 box top-left/bottom-right. Defaults to 1 for every point
                 (-1 where a coordinate is negative).
             input_boxes (`torch.FloatTensor` of shape `(batch_size, point_batch_size, 4)`):
-                `(x0, y0, x1, y1)` in the model frame; each becomes two corner points labelled 2 and 3.
+                `(x0, y0, x1, y1)` in the model frame; each becomes two corner points labelled 2 and 3. A box of
+                negative coordinates (the processor pads ragged batches with `(-1, -1, -1, -1)`) is padding.
             image_embeddings (`torch.FloatTensor` of shape `(batch_size, 256, 64, 64)`):
                 Precomputed `get_image_embeddings` output, to prompt one image many times cheaply.
             multimask_output (`bool`, defaults to `True`):
@@ -853,7 +854,9 @@ class EfficientSamModel(EfficientSamPreTrainedModel):
             shape_bq = tuple(input_boxes.shape[:2])
             parts_points.append(input_boxes.reshape(*shape_bq, 2, 2))
             corner_labels = torch.tensor([BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL], device=input_boxes.device)
-            parts_labels.append(corner_labels.expand(*shape_bq, 2))
+            # A box of negative coordinates (the processor's (-1, -1, -1, -1) for ragged batches) is padding.
+            is_padding = (input_boxes < 0).all(-1, keepdim=True)
+            parts_labels.append(torch.where(is_padding, PADDING_LABEL, corner_labels.expand(*shape_bq, 2)))
         if input_points is not None:
             _check_tensor("input_points", input_points, ndim=4, floating=True, last_dim=2)
             _check_coordinates("input_points", input_points, size)

@@ -147,23 +147,23 @@ class EfficientSamProcessor(ProcessorMixin):
             raise ValueError("input_labels was given without input_points.")
         point_queries = None
         if input_points is not None:
-            points, labels = _parse_points(input_points, input_labels, len(sizes))
-            _validate_points(points, labels, sizes)
-            points_t, labels_t = _pad_points(points, labels)
-            out["input_points"] = self._rescale_points(points_t, labels_t, sizes)
+            points, labels, present = _parse_points(input_points, input_labels, len(sizes))
+            _validate_points(points, labels, present, sizes)
+            labels_t = torch.from_numpy(labels)
+            out["input_points"] = self._rescale_points(torch.from_numpy(points.astype(np.float32)), labels_t, sizes)
             out["input_labels"] = labels_t
-            point_queries = [len(p) for p in points]
+            point_queries = present[..., 0].sum(-1).tolist()
         if input_boxes is not None:
-            boxes = _parse_boxes(input_boxes, len(sizes))
-            _validate_boxes(boxes, sizes)
+            boxes, present = _parse_boxes(input_boxes, len(sizes))
+            _validate_boxes(boxes, present, sizes)
             if point_queries is not None:
-                box_queries = [len(b) for b in boxes]
+                box_queries = present.sum(-1).tolist()
                 if box_queries != point_queries:
                     raise ValueError(
                         "input_boxes and input_points must give every image the same number of queries (box q joins "
                         f"point query q); got {box_queries} boxes and {point_queries} point queries per image."
                     )
-            out["input_boxes"] = self._rescale_boxes(_pad_boxes(boxes), sizes)
+            out["input_boxes"] = self._rescale_boxes(torch.from_numpy(boxes.astype(np.float32)), sizes)
         return out
 
     def _rescale_points(self, points: torch.Tensor, labels: torch.Tensor, sizes) -> torch.Tensor:
@@ -191,7 +191,7 @@ class EfficientSamProcessor(ProcessorMixin):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Parsing: nested lists / arrays / tensors -> per image, per query float64 arrays
+# Parsing: nested lists / arrays / tensors -> padded float64 arrays and a mask of the entries the user gave
 # --------------------------------------------------------------------------------------------------------------------
 def _check_return_tensors(return_tensors) -> None:
     if str(getattr(return_tensors, "value", return_tensors)) not in ("None", "pt", "np"):
@@ -212,12 +212,22 @@ def _parse_sizes(original_sizes) -> list[tuple[int, int]]:
 def _to_nested(value, name: str):
     """Tensors/arrays -> nested lists, keeping lists/tuples; leaves are numbers."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
+        _check_numeric_dtype(value, name)
         return value.tolist()
     if isinstance(value, (list, tuple)):
         return [_to_nested(v, name) for v in value]
-    if isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, bool):
+    if isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, (bool, np.bool_)):
         return value
     raise TypeError(f"{name} must contain only numbers (nested lists, numpy arrays or tensors), got {value!r}.")
+
+
+def _check_numeric_dtype(value, name: str) -> None:
+    if isinstance(value, torch.Tensor):
+        bad = value.dtype == torch.bool or value.is_complex()
+    else:
+        bad = value.dtype.kind not in "iuf"
+    if bad:
+        raise TypeError(f"{name} must hold numbers, got dtype {value.dtype}.")
 
 
 def _depth(value, name: str, path: str = "") -> int:
@@ -232,171 +242,198 @@ def _depth(value, name: str, path: str = "") -> int:
     return 1 + depths.pop()
 
 
-def _numbers(values, name: str, path: str) -> np.ndarray:
+def _read(value, name: str):
+    """-> (float64 array if the prompt is rectangular, else nested lists; depth). Checks types and emptiness."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        _check_numeric_dtype(value, name)
+        array = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else value
+        if 0 in array.shape:
+            level = array.shape.index(0)
+            raise ValueError(f"{name}{'[0]' * level} is empty: every image, query and point needs at least one entry.")
+        return np.asarray(array, dtype=np.float64), array.ndim
+    if isinstance(value, (list, tuple)):  # fast path: a rectangular list of numbers
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):  # ragged
+            array = None
+        if array is not None and array.dtype.kind in "iuf" and array.size > 0:
+            leaves = np.asarray(value, dtype=object).reshape(-1)  # numpy turns True into 1: refuse bools here
+            if not any(isinstance(leaf, (bool, np.bool_)) for leaf in leaves):
+                return array.astype(np.float64), array.ndim
+    nested = _to_nested(value, name)  # the slow path names what is wrong (types, empty lists, nesting)
+    if not isinstance(nested, list):
+        raise ValueError(f"{name} must be a nested list (or array/tensor), got {value!r}.")
+    depth = _depth(nested, name)
     try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name}{path} must hold numbers, got {values!r}.") from err
+        array = np.asarray(nested, dtype=np.float64)
+    except ValueError:  # ragged
+        return nested, depth
+    return (array, depth) if array.ndim == depth else (nested, depth)
+
+
+def _nested(value) -> list:
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def _parse_points(input_points, input_labels, n_images: int):
-    """-> (points, labels): per image, per query, arrays (N, 2) float64 and (N,) int64."""
-    points = _to_nested(input_points, "input_points")
-    if not isinstance(points, list):
-        raise ValueError("input_points must be nested as [image][query][point][x, y].")
-    depth = _depth(points, "input_points")
-    if depth == 3:  # [image][point][xy]: one query per image, as SamProcessor
-        points = [[image_points] for image_points in points]
-    elif depth != 4:
+    """-> (points (B, Q, N, 2) float64, labels (B, Q, N) int64, present (B, Q, N) bool), padded with (-1, -1) / -1
+    where `present` is False. Rectangular input is handled as one array; ragged nested lists are padded."""
+    points, depth = _read(input_points, "input_points")
+    if depth not in (3, 4):
         raise ValueError(
             f"input_points must be nested as [image][query][point][x, y] (depth 4) or [image][point][x, y] (depth 3), "
             f"got depth {depth}."
         )
+    if depth == 3:  # [image][point][xy]: one query per image, as SamProcessor
+        points = points[:, None] if isinstance(points, np.ndarray) else [[image_points] for image_points in points]
     if len(points) != n_images:
         raise ValueError(f"input_points has {len(points)} prompt lists for {n_images} images; give one per image.")
 
+    labels = None
     if input_labels is not None:
-        labels = _to_nested(input_labels, "input_labels")
-        label_depth = _depth(labels, "input_labels") if isinstance(labels, list) else 0
+        labels, label_depth = _read(input_labels, "input_labels")
         if label_depth != depth - 1:
             raise ValueError(
                 f"input_labels must be nested one level less than input_points ([image][query][point]); got depth "
                 f"{label_depth} for input_points of depth {depth}."
             )
         if depth == 3:
-            labels = [[image_labels] for image_labels in labels]
+            labels = labels[:, None] if isinstance(labels, np.ndarray) else [[image_labels] for image_labels in labels]
         if len(labels) != n_images:
             raise ValueError(f"input_labels has {len(labels)} label lists for {n_images} images; give one per image.")
-    else:
-        labels = None
 
-    out_points, out_labels = [], []
+    rectangular = isinstance(points, np.ndarray) and (labels is None or isinstance(labels, np.ndarray))
+    if rectangular and points.shape[-1] == 2 and (labels is None or labels.shape == points.shape[:-1]):
+        present = np.ones(points.shape[:-1], dtype=bool)
+        raw_labels = labels
+    else:
+        points, raw_labels, present = _pad_ragged_points(_nested(points), None if labels is None else _nested(labels))
+
+    padding_point = (points == PAD_COORDINATE).all(axis=-1)
+    if raw_labels is None:
+        labels = np.where(padding_point, PAD_LABEL, 1).astype(np.int64)
+    else:
+        invalid = present & ~np.isin(raw_labels, VALID_LABELS)
+        if invalid.any():
+            b, q = np.argwhere(invalid)[0][:2]
+            raise ValueError(
+                f"input_labels[{b}][{q}] = {raw_labels[b, q][present[b, q]].tolist()} contains labels outside "
+                "{-1, 0, 1, 2, 3} (1 positive, 0 negative, -1 padding, 2 box top-left, 3 box bottom-right)."
+            )
+        labels = np.where(present, raw_labels, PAD_LABEL).astype(np.int64)
+    return points, labels, present
+
+
+def _pad_ragged_points(points: list, labels: list | None):
+    n_queries = max(len(image_points) for image_points in points)
+    n_points = max(len(query) for image_points in points for query in image_points)
+    shape = (len(points), n_queries, n_points)
+    out_points = np.full((*shape, 2), PAD_COORDINATE, dtype=np.float64)
+    out_labels = None if labels is None else np.full(shape, PAD_LABEL, dtype=np.float64)
+    present = np.zeros(shape, dtype=bool)
     for b, image_points in enumerate(points):
         if labels is not None and len(labels[b]) != len(image_points):
             raise ValueError(
                 f"input_labels[{b}] has {len(labels[b])} queries but input_points[{b}] has {len(image_points)}."
             )
-        image_out_points, image_out_labels = [], []
         for q, query_points in enumerate(image_points):
-            array = _numbers(query_points, "input_points", f"[{b}][{q}]")
+            array = np.asarray(query_points, dtype=np.float64)
             if array.ndim != 2 or array.shape[1] != 2:
                 raise ValueError(f"input_points[{b}][{q}] must be a list of (x, y) pairs, got {query_points!r}.")
-            if labels is None:
-                query_labels = np.where((array == PAD_COORDINATE).all(axis=1), PAD_LABEL, 1).astype(np.int64)
-            else:
-                raw = _numbers(labels[b][q], "input_labels", f"[{b}][{q}]")
-                if raw.shape != (array.shape[0],):
+            if labels is not None:
+                query_labels = np.asarray(labels[b][q], dtype=np.float64)
+                if query_labels.shape != (len(array),):
                     raise ValueError(
-                        f"input_labels[{b}][{q}] has shape {raw.shape} but input_points[{b}][{q}] has "
-                        f"{array.shape[0]} points: give one label per point."
+                        f"input_labels[{b}][{q}] has shape {query_labels.shape} but input_points[{b}][{q}] has "
+                        f"{len(array)} points: give one label per point."
                     )
-                if not np.all(np.isin(raw, VALID_LABELS)):
-                    raise ValueError(
-                        f"input_labels[{b}][{q}] = {raw.tolist()} contains labels outside {{-1, 0, 1, 2, 3}} "
-                        "(1 positive, 0 negative, -1 padding, 2 box top-left, 3 box bottom-right)."
-                    )
-                query_labels = raw.astype(np.int64)
-            image_out_points.append(array)
-            image_out_labels.append(query_labels)
-        out_points.append(image_out_points)
-        out_labels.append(image_out_labels)
-    return out_points, out_labels
+                out_labels[b, q, : len(array)] = query_labels
+            out_points[b, q, : len(array)] = array
+            present[b, q, : len(array)] = True
+    return out_points, out_labels, present
 
 
-def _parse_boxes(input_boxes, n_images: int) -> list[list[np.ndarray]]:
-    """-> per image, per query, arrays (4,) float64."""
-    boxes = _to_nested(input_boxes, "input_boxes")
-    if not isinstance(boxes, list):
-        raise ValueError("input_boxes must be nested as [image][box][x0, y0, x1, y1].")
-    depth = _depth(boxes, "input_boxes")
+def _parse_boxes(input_boxes, n_images: int):
+    """-> (boxes (B, Q, 4) float64, present (B, Q) bool), padded with (-1, -1, -1, -1) where `present` is False."""
+    boxes, depth = _read(input_boxes, "input_boxes")
     if depth != 3:
         raise ValueError(f"input_boxes must be nested as [image][box][x0, y0, x1, y1] (depth 3), got depth {depth}.")
     if len(boxes) != n_images:
         raise ValueError(f"input_boxes has {len(boxes)} box lists for {n_images} images; give one per image.")
-    out = []
+    if isinstance(boxes, np.ndarray) and boxes.shape[-1] == 4:
+        return boxes, np.ones(boxes.shape[:-1], dtype=bool)
+    boxes = _nested(boxes)
+    n_queries = max(len(image_boxes) for image_boxes in boxes)
+    out = np.full((len(boxes), n_queries, 4), PAD_COORDINATE, dtype=np.float64)
+    present = np.zeros((len(boxes), n_queries), dtype=bool)
     for b, image_boxes in enumerate(boxes):
-        image_out = []
         for q, box in enumerate(image_boxes):
-            array = _numbers(box, "input_boxes", f"[{b}][{q}]")
+            array = np.asarray(box, dtype=np.float64)
             if array.shape != (4,):
                 raise ValueError(f"input_boxes[{b}][{q}] must be (x0, y0, x1, y1), got {box!r}.")
-            image_out.append(array)
-        out.append(image_out)
-    return out
+            out[b, q] = array
+            present[b, q] = True
+    return out, present
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Validation
+# Validation (vectorised; the first offending entry is named)
 # --------------------------------------------------------------------------------------------------------------------
-def _validate_points(points, labels, sizes) -> None:
-    for b, (image_points, image_labels) in enumerate(zip(points, labels)):
+def _image_sizes(sizes, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image heights and widths shaped to broadcast against (B, ...) arrays with `ndim` dimensions."""
+    shape = (len(sizes),) + (1,) * (ndim - 1)
+    heights = np.array([h for h, _ in sizes], dtype=np.float64).reshape(shape)
+    widths = np.array([w for _, w in sizes], dtype=np.float64).reshape(shape)
+    return heights, widths
+
+
+def _validate_points(points: np.ndarray, labels: np.ndarray, present: np.ndarray, sizes) -> None:
+    not_finite = present & ~np.isfinite(points).all(axis=-1)
+    if not_finite.any():
+        b, q, _ = np.argwhere(not_finite)[0]
+        raise ValueError(f"input_points[{b}][{q}] contains NaN or infinite coordinates: {points[b, q].tolist()}.")
+    bad_padding = present & (labels == PAD_LABEL) & ~(points == PAD_COORDINATE).all(axis=-1)
+    if bad_padding.any():
+        b, q, i = np.argwhere(bad_padding)[0]
+        raise ValueError(
+            f"input_points[{b}][{q}][{i}] = {points[b, q, i].tolist()} has label -1 (padding), which needs the point "
+            "(-1, -1); for a negative (background) click use label 0."
+        )
+    heights, widths = _image_sizes(sizes, ndim=3)
+    x, y = points[..., 0], points[..., 1]
+    outside = present & (labels != PAD_LABEL) & ((x < 0) | (x > widths) | (y < 0) | (y > heights))
+    if outside.any():
+        b, q, i = np.argwhere(outside)[0]
         height, width = sizes[b]
-        for q, (array, query_labels) in enumerate(zip(image_points, image_labels)):
-            where = f"input_points[{b}][{q}]"
-            if not np.isfinite(array).all():
-                raise ValueError(f"{where} contains NaN or infinite coordinates: {array.tolist()}.")
-            padding = query_labels == PAD_LABEL
-            bad_padding = padding & ~(array == PAD_COORDINATE).all(axis=1)
-            if bad_padding.any():
-                i = int(np.argmax(bad_padding))
-                raise ValueError(
-                    f"{where}[{i}] = {array[i].tolist()} has label -1 (padding), which needs the point (-1, -1); "
-                    "for a negative (background) click use label 0."
-                )
-            real = array[~padding]
-            outside = (real[:, 0] < 0) | (real[:, 0] > width) | (real[:, 1] < 0) | (real[:, 1] > height)
-            if outside.any():
-                point = real[int(np.argmax(outside))].tolist()
-                raise ValueError(
-                    f"{where} has the point (x, y) = {tuple(point)} outside the image of width {width} and height "
-                    f"{height}: points must lie in [0, {width}] x [0, {height}] (original pixels); only padding "
-                    "points (-1, -1) with label -1 may lie outside."
-                )
+        raise ValueError(
+            f"input_points[{b}][{q}] has the point (x, y) = {tuple(points[b, q, i].tolist())} outside the image of "
+            f"width {width} and height {height}: points must lie in [0, {width}] x [0, {height}] (original pixels); "
+            "only padding points (-1, -1) with label -1 may lie outside."
+        )
 
 
-def _validate_boxes(boxes, sizes) -> None:
-    for b, image_boxes in enumerate(boxes):
-        height, width = sizes[b]
-        for q, box in enumerate(image_boxes):
-            where = f"input_boxes[{b}][{q}]"
-            if not np.isfinite(box).all():
-                raise ValueError(f"{where} contains NaN or infinite coordinates: {box.tolist()}.")
-            x0, y0, x1, y1 = box.tolist()
-            if x1 < x0 or y1 < y0:
-                raise ValueError(f"{where} = {box.tolist()} must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1.")
-            if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-                raise ValueError(
-                    f"{where} = {box.tolist()} lies outside the image of width {width} and height {height}: boxes "
-                    f"must lie in [0, {width}] x [0, {height}] (original pixels)."
-                )
+def _validate_boxes(boxes: np.ndarray, present: np.ndarray, sizes) -> None:
+    def first(mask):
+        b, q = np.argwhere(mask)[0]
+        return f"input_boxes[{b}][{q}]", boxes[b, q].tolist(), sizes[b]
 
-
-# --------------------------------------------------------------------------------------------------------------------
-# Padding of ragged batches
-# --------------------------------------------------------------------------------------------------------------------
-def _pad_points(points, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack per image/query arrays into [B, Q, N, 2] float32 / [B, Q, N] int64, padding with (-1, -1) / -1."""
-    n_images = len(points)
-    n_queries = max(len(image_points) for image_points in points)
-    n_points = max(len(query) for image_points in points for query in image_points)
-    out_points = np.full((n_images, n_queries, n_points, 2), PAD_COORDINATE, dtype=np.float32)
-    out_labels = np.full((n_images, n_queries, n_points), PAD_LABEL, dtype=np.int64)
-    for b, (image_points, image_labels) in enumerate(zip(points, labels)):
-        for q, (array, query_labels) in enumerate(zip(image_points, image_labels)):
-            out_points[b, q, : len(array)] = array
-            out_labels[b, q, : len(array)] = query_labels
-    # Padding points are exactly (-1, -1) (validated); float64 -> float32 keeps user coordinates as the official
-    # code's float32 tensors would.
-    return torch.from_numpy(out_points), torch.from_numpy(out_labels)
-
-
-def _pad_boxes(boxes) -> torch.Tensor:
-    n_queries = max(len(image_boxes) for image_boxes in boxes)
-    out = np.full((len(boxes), n_queries, 4), PAD_COORDINATE, dtype=np.float32)
-    for b, image_boxes in enumerate(boxes):
-        for q, box in enumerate(image_boxes):
-            out[b, q] = box
-    return torch.from_numpy(out)
+    not_finite = present & ~np.isfinite(boxes).all(axis=-1)
+    if not_finite.any():
+        where, box, _ = first(not_finite)
+        raise ValueError(f"{where} contains NaN or infinite coordinates: {box}.")
+    x0, y0, x1, y1 = (boxes[..., i] for i in range(4))
+    unordered = present & ((x1 < x0) | (y1 < y0))
+    if unordered.any():
+        where, box, _ = first(unordered)
+        raise ValueError(f"{where} = {box} must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1.")
+    heights, widths = _image_sizes(sizes, ndim=2)
+    outside = present & ((x0 < 0) | (y0 < 0) | (x1 > widths) | (y1 > heights))
+    if outside.any():
+        where, box, (height, width) = first(outside)
+        raise ValueError(
+            f"{where} = {box} lies outside the image of width {width} and height {height}: boxes must lie in "
+            f"[0, {width}] x [0, {height}] (original pixels)."
+        )
 
 
 __all__ = ["EfficientSamProcessor"]
