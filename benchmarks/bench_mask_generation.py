@@ -49,7 +49,9 @@ def build(peer: str):
                 return _post_process_for_mask_generation(all_masks, all_scores, all_boxes, crops_nms_thresh)
 
         torch.manual_seed(0)
-        return MaskGenerationPipeline(model=SamModel(SamConfig()).eval(), image_processor=SamImageProcessorPureTorchNms())
+        return MaskGenerationPipeline(
+            model=SamModel(SamConfig()).eval(), image_processor=SamImageProcessorPureTorchNms()
+        )
     model = load_official_checkpoint(SYNTHETIC_TI)
     cls = EfficientSamMaskGenerationPipeline if peer == "efficientsam" else MaskGenerationPipeline
     return cls(model=model, image_processor=EfficientSamImageProcessor())

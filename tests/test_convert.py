@@ -87,7 +87,13 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
 def test_convert_writes_a_verified_folder(tmp_path, converted_vitt):
     output = convert_checkpoint(require_shared(TI_CHECKPOINT), tmp_path / "efficientsam-ti")
     files = {path.name for path in output.iterdir()}
-    assert {"config.json", "model.safetensors", "processor_config.json", "modeling_efficientsam.py", "processing_efficientsam.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "modeling_efficientsam.py",
+        "processing_efficientsam.py",
+    } <= files
     assert not list(tmp_path.glob(".efficientsam-ti.*"))  # the staging folder is gone
     config = json.loads((output / "config.json").read_text())
     assert config["model_type"] == "efficientsam" and config["vision_config"]["hidden_size"] == 192
