@@ -121,6 +121,14 @@ def test_hidden_states_and_attentions(tiny_model, pixel_values):
     assert tiny_model(pixel_values=pixel_values[:1], input_points=POINTS[:1]).vision_hidden_states is None
 
 
+def test_model_built_under_inference_mode_runs(embeddings):
+    with torch.inference_mode():
+        model = EfficientSamModel(tiny_config()).eval()
+        first = model(image_embeddings=embeddings, input_points=POINTS)
+        second = model(image_embeddings=embeddings, input_points=POINTS)
+    torch.testing.assert_close(first.pred_masks, second.pred_masks, rtol=0, atol=0)
+
+
 def test_return_dict_false_gives_tuple(tiny_model, embeddings):
     output = tiny_model(image_embeddings=embeddings, input_points=POINTS, return_dict=False)
     assert isinstance(output, tuple) and output[0].shape == (2, 1, 3)

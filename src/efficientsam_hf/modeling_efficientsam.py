@@ -322,15 +322,17 @@ class EfficientSamPromptEncoder(nn.Module):
         """Encoding of every image-embedding cell centre, `(1, hidden_size, size, size)`; cached until the
         Fourier matrix changes (in place, device or dtype)."""
         matrix = self.shared_embedding.positional_embedding
-        key = (matrix.data_ptr(), matrix._version, matrix.device, matrix.dtype, torch.is_inference_mode_enabled())
-        if self._dense_pe_cache is not None and self._dense_pe_cache[0] == key:
+        # Inference tensors (a model built under torch.inference_mode) have no version counter: never cached.
+        version = None if matrix.is_inference() else matrix._version
+        key = (matrix.data_ptr(), version, matrix.device, matrix.dtype, torch.is_inference_mode_enabled())
+        if version is not None and self._dense_pe_cache is not None and self._dense_pe_cache[0] == key:
             return self._dense_pe_cache[1]
         size = self.config.image_embedding_size
         grid = torch.ones((size, size), device=matrix.device, dtype=torch.float32)
         y_embed = (grid.cumsum(dim=0) - 0.5) / size
         x_embed = (grid.cumsum(dim=1) - 0.5) / size
         dense = self.shared_embedding(torch.stack([x_embed, y_embed], dim=-1)).permute(2, 0, 1).unsqueeze(0)
-        if not torch.is_grad_enabled() or not matrix.requires_grad:
+        if version is not None and (not torch.is_grad_enabled() or not matrix.requires_grad):
             self._dense_pe_cache = (key, dense)
         return dense
 
