@@ -88,29 +88,29 @@ class EfficientSamMaskGenerationPipeline(MaskGenerationPipeline):
         model_inputs.pop("reshaped_input_sizes", None)
         full_image_size = model_inputs.pop("full_image_size").tolist()
 
-        low_res, iou_scores = self._decode_in_chunks(
-            model_inputs["image_embeddings"], model_inputs["input_points"], model_inputs["input_labels"]
-        )
-        keep = iou_scores > pred_iou_thresh if pred_iou_thresh > 0 else torch.ones_like(iou_scores, dtype=torch.bool)
-        low_res, iou_scores = low_res[keep], iou_scores[keep]
-
         rles, scores, boxes = [], [], []
-        for start in range(0, low_res.shape[0], self.upsample_chunk_size):
-            chunk = low_res[start : start + self.upsample_chunk_size]
-            masks = self.image_processor.post_process_masks(chunk[None, :, None], crop_size, binarize=False)[0]
-            chunk_rles, chunk_scores, chunk_boxes = self.image_processor.filter_masks(
-                masks,
-                iou_scores[start : start + self.upsample_chunk_size, None],
-                full_image_size,
-                crop_box,
-                pred_iou_thresh,
-                stability_score_thresh,
-                mask_threshold,
-                stability_score_offset,
-            )
-            rles.extend(chunk_rles)
-            scores.append(chunk_scores)
-            boxes.append(chunk_boxes)
+        for low_res, iou_scores in self._decode_in_chunks(
+            model_inputs["image_embeddings"], model_inputs["input_points"], model_inputs["input_labels"]
+        ):
+            if pred_iou_thresh > 0:  # the same test filter_masks applies, before any upsampling
+                keep = iou_scores > pred_iou_thresh
+                low_res, iou_scores = low_res[keep], iou_scores[keep]
+            for start in range(0, low_res.shape[0], self.upsample_chunk_size):
+                chunk = low_res[start : start + self.upsample_chunk_size]
+                masks = self.image_processor.post_process_masks(chunk[None, :, None], crop_size, binarize=False)[0]
+                chunk_rles, chunk_scores, chunk_boxes = self.image_processor.filter_masks(
+                    masks,
+                    iou_scores[start : start + self.upsample_chunk_size, None],
+                    full_image_size,
+                    crop_box,
+                    pred_iou_thresh,
+                    stability_score_thresh,
+                    mask_threshold,
+                    stability_score_offset,
+                )
+                rles.extend(chunk_rles)
+                scores.append(chunk_scores)
+                boxes.append(chunk_boxes)
         return {
             "masks": rles,
             "is_last": is_last,
@@ -119,8 +119,8 @@ class EfficientSamMaskGenerationPipeline(MaskGenerationPipeline):
         }
 
     def _decode_in_chunks(self, image_embeddings, input_points, input_labels):
-        """Low-res logits `(n * 3, 256, 256)` and IoU `(n * 3,)` for the `n` points, decoded a chunk at a time."""
-        logits, scores = [], []
+        """Yield low-res logits `(k * 3, 256, 256)` and IoU `(k * 3,)` for `k <= decoder_chunk_size` points at a
+        time, so that memory is bounded whatever `points_per_batch` is."""
         for start in range(0, input_points.shape[1], self.decoder_chunk_size):
             stop = start + self.decoder_chunk_size
             output = self.model(
@@ -129,9 +129,7 @@ class EfficientSamMaskGenerationPipeline(MaskGenerationPipeline):
                 input_labels=input_labels[:, start:stop],
                 multimask_output=True,
             )
-            logits.append(output.pred_masks[0].flatten(0, 1))
-            scores.append(output.iou_scores[0].flatten(0, 1))
-        return torch.cat(logits), torch.cat(scores)
+            yield output.pred_masks[0].flatten(0, 1), output.iou_scores[0].flatten(0, 1)
 
     def postprocess(
         self,
@@ -161,16 +159,23 @@ def rles_to_coco_annotations(rles, scores) -> list[dict]:
     annotations = []
     for rle, score in zip(rles, scores):
         height, width = rle["size"]
-        compressed = mask_utils.frPyObjects(
-            {"size": [height, width], "counts": [int(c) for c in rle["counts"]]}, height, width
-        )
-        compressed["counts"] = compressed["counts"].decode("ascii")
-        annotations.append(
-            {
-                "segmentation": compressed,
-                "area": int(mask_utils.area(compressed)),
-                "bbox": [float(v) for v in mask_utils.toBbox(compressed)],
-                "predicted_iou": float(score),
-            }
-        )
+        uncompressed = {"size": [height, width], "counts": [int(c) for c in rle["counts"]]}
+        annotations.append(coco_annotation(mask_utils.frPyObjects(uncompressed, height, width), score))
     return annotations
+
+
+def coco_annotation(compressed_rle: dict, score) -> dict:
+    """One COCO annotation dict (JSON-ready) from a pycocotools compressed RLE and its predicted IoU."""
+    from pycocotools import mask as mask_utils
+
+    counts = compressed_rle["counts"]
+    segmentation = {
+        "size": list(compressed_rle["size"]),
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+    return {
+        "segmentation": segmentation,
+        "area": int(mask_utils.area(compressed_rle)),
+        "bbox": [float(v) for v in mask_utils.toBbox(compressed_rle)],
+        "predicted_iou": float(score),
+    }

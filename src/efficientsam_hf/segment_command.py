@@ -179,19 +179,12 @@ def masks_to_annotations(masks: np.ndarray, scores) -> list[dict]:
     """(N, H, W) bool masks -> COCO annotation dicts (compressed RLE, area, xywh bbox, predicted IoU)."""
     from pycocotools import mask as mask_utils
 
-    annotations = []
-    for mask, score in zip(masks, scores):
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        rle["counts"] = rle["counts"].decode("ascii")
-        annotations.append(
-            {
-                "segmentation": rle,
-                "area": int(mask_utils.area(rle)),
-                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                "predicted_iou": float(score),
-            }
-        )
-    return annotations
+    from .mask_generation import coco_annotation
+
+    return [
+        coco_annotation(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))), score)
+        for mask, score in zip(masks, scores)
+    ]
 
 
 def coco_document(images: list[dict]) -> dict:
