@@ -322,7 +322,7 @@ def test_generate_crop_boxes_errors(processor, rgb):
 
 
 def as_lists(rles: list[dict]) -> list[dict]:
-    """RLEs with `counts` as plain lists (ours are int64 numpy arrays, SAM's lists)."""
+    """RLEs with `counts` as plain lists (ours are uint32 numpy arrays, SAM's lists)."""
     return [{"size": list(rle["size"]), "counts": [int(c) for c in rle["counts"]]} for rle in rles]
 
 
@@ -363,7 +363,7 @@ def test_stability_box_and_rle_helpers_match_sam():
     assert torch.equal(batched_mask_to_box(binary), sam_pil._batched_mask_to_box(binary).to(torch.int64))
     assert batched_mask_to_box(binary)[0].tolist() == [0, 0, 0, 0]
     rles = mask_to_rle(binary)
-    assert all(isinstance(r["counts"], np.ndarray) and r["counts"].dtype == np.int64 for r in rles)
+    assert all(isinstance(r["counts"], np.ndarray) and r["counts"].dtype == np.uint32 for r in rles)
     assert as_lists(rles) == sam_pil._mask_to_rle(binary)
     for rle, mask in zip(rles, binary):
         assert torch.equal(rle_to_mask(rle), mask)

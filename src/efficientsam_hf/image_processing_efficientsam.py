@@ -368,7 +368,7 @@ class EfficientSamImageProcessor(BaseImageProcessor):
 
         Returns:
             `(rle_masks, scores, boxes)`: a list of uncompressed RLE dicts (`{"size": [h, w], "counts": ...}`,
-            column-major as in pycocotools; `counts` is an int64 numpy array, see `mask_to_rle`), their IoU scores
+            column-major as in pycocotools; `counts` is a uint32 numpy array, see `mask_to_rle`), their IoU scores
             and their xyxy boxes (int64) in full-image pixels.
         """
         original_height, original_width = (int(v) for v in _as_list(original_size))
@@ -763,7 +763,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
 def mask_to_rle(masks: torch.Tensor) -> list[dict[str, Any]]:
     """
     Uncompressed RLE (pycocotools layout: column-major, counts start with the number of zeros) of boolean masks of
-    shape (N, H, W); vectorised with numpy. `counts` is an int64 numpy array (`.tolist()` it for JSON).
+    shape (N, H, W); vectorised with numpy. `counts` is a uint32 numpy array (`.tolist()` it for JSON).
     """
     n, height, width = masks.shape
     if n == 0:
@@ -777,9 +777,10 @@ def mask_to_rle(masks: torch.Tensor) -> list[dict[str, Any]]:
     for i, change_idx in enumerate(np.split(cols + 1, splits)):
         bounds = np.concatenate(([0], change_idx, [total]))
         # A numpy array, not a list: transformers' pipeline walks lists element by element when it moves outputs.
-        counts = np.diff(bounds)
+        # uint32 (a mask has at most H*W < 2**32 runs): segment-everything holds every candidate's RLE at once.
+        counts = np.diff(bounds).astype(np.uint32)
         if flat[i, 0]:
-            counts = np.concatenate(([0], counts))
+            counts = np.concatenate((np.zeros(1, np.uint32), counts))
         out.append({"size": [height, width], "counts": counts})
     return out
 
