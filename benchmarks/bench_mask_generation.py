@@ -57,13 +57,17 @@ def build(peer: str):
     return cls(model=model, image_processor=EfficientSamImageProcessor())
 
 
-def run_one(peer: str, setting: str, image_path: str, points_per_side: int) -> dict:
+def run_one(
+    peer: str, setting: str, image_path: str, points_per_side: int, points_per_batch: int, resize: int
+) -> dict:
     from PIL import Image
 
     generator = build(peer)
-    image = Image.open(image_path)
+    image = Image.open(image_path).convert("RGB")
+    if resize:
+        image = image.resize((resize, resize))
     start = time.perf_counter()
-    result = generator(image, points_per_crop=points_per_side, points_per_batch=64, **SETTINGS[setting])
+    result = generator(image, points_per_crop=points_per_side, points_per_batch=points_per_batch, **SETTINGS[setting])
     seconds = time.perf_counter() - start
     masks = sorted(hashlib.sha1(m.numpy().tobytes()).hexdigest() for m in result["masks"])
     return {
@@ -78,20 +82,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
+    parser.add_argument("--points-per-batch", type=int, default=64)
+    parser.add_argument("--resize", type=int, default=0, help="stretch the photo to RESIZE x RESIZE first (0: as is)")
     parser.add_argument("--peers", default="efficientsam,exhaustive,sam-vit-b")
     parser.add_argument("--settings", default="defaults,thresholds-0")
     parser.add_argument("--one", nargs=2, metavar=("PEER", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(*args.one, args.image, args.points_per_side)))
+        print(json.dumps(run_one(*args.one, args.image, args.points_per_side, args.points_per_batch, args.resize)))
         return
 
-    print(f"image {args.image}; {args.points_per_side}x{args.points_per_side} grid; EfficientSAM-Ti synthetic weights")
+    size = f"stretched to {args.resize}x{args.resize}" if args.resize else "as is"
+    print(
+        f"image {args.image} ({size}); {args.points_per_side}x{args.points_per_side} grid; "
+        f"points_per_batch {args.points_per_batch}; EfficientSAM-Ti synthetic weights"
+    )
     results = {}
     for setting in args.settings.split(","):
         for peer in args.peers.split(","):
             command = [sys.executable, __file__, "--one", peer, setting, "--image", args.image]
-            command += ["--points-per-side", str(args.points_per_side)]
+            command += [
+                "--points-per-side",
+                str(args.points_per_side),
+                "--points-per-batch",
+                str(args.points_per_batch),
+            ]
+            command += ["--resize", str(args.resize)]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             results[peer, setting] = json.loads(output.strip().splitlines()[-1])
             row = results[peer, setting]
