@@ -30,7 +30,7 @@ class EfficientSamMaskGenerationPipeline(MaskGenerationPipeline):
     mask (`segmentation` as compressed pycocotools RLE, `area`, `bbox` as xywh, `predicted_iou`).
     """
 
-    decoder_chunk_size = 32
+    decoder_chunk_size = 16
     upsample_chunk_size = 16
 
     def check_model_type(self, supported_models):
