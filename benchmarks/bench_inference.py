@@ -10,24 +10,12 @@ Weights are random (timing does not depend on them). Ratios are what to read; ab
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from transformers import SamConfig, SamModel
 
 from efficientsam_hf import EfficientSamConfig, EfficientSamModel
-
-
-def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds
 
 
 def encoder_flops(config: EfficientSamConfig) -> float:

@@ -11,9 +11,7 @@ absolute milliseconds depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from efficientsam_hf.onnx_export import DECODER_FILE, ENCODER_FILE, export_onnx, load_model, require_onnx
+from timing import median_seconds
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "efficient_sam_vitt_synthetic_fp16.pt"
-
-
-def median_seconds(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def session(path: Path, threads: int):

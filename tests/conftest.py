@@ -43,6 +43,17 @@ def tiny_model() -> EfficientSamModel:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory, tiny_model) -> Path:
+    """`tiny_model` and a default `EfficientSamProcessor`, saved with `save_pretrained` into one folder."""
+    from efficientsam_hf import EfficientSamProcessor
+
+    folder = tmp_path_factory.mktemp("tiny-efficientsam")
+    tiny_model.save_pretrained(folder)
+    EfficientSamProcessor().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return require_shared()
 

@@ -10,26 +10,21 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from efficientsam_hf import EfficientSamModel, EfficientSamProcessor, segment_command
+from efficientsam_hf import segment_command
 from efficientsam_hf.cli import main
 
-from conftest import REFERENCE_DIR, require_shared, tiny_config
+from conftest import REFERENCE_DIR, require_shared
 
 IMAGE = "000000000139.jpg"  # 640x426
 LOOSE = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-model")
-    torch.manual_seed(0)
-    EfficientSamModel(tiny_config()).save_pretrained(folder)
-    EfficientSamProcessor().save_pretrained(folder)
-    return folder
+def tiny_folder(tiny_model_folder):
+    return tiny_model_folder
 
 
 @pytest.fixture

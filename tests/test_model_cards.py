@@ -11,9 +11,9 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from efficientsam_hf import EfficientSamModel, EfficientSamProcessor, convert
+from efficientsam_hf import EfficientSamModel, convert
 
-from conftest import REPO_ROOT, tiny_config
+from conftest import REPO_ROOT
 
 CARDS = {"efficientsam-ti": 192, "efficientsam-s": 384}
 
@@ -23,12 +23,8 @@ def _card_path(name):
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-card-model")
-    torch.manual_seed(0)
-    EfficientSamModel(tiny_config()).save_pretrained(folder)
-    EfficientSamProcessor().save_pretrained(folder)
-    return folder
+def tiny_folder(tiny_model_folder):
+    return tiny_model_folder
 
 
 @pytest.mark.parametrize("name", sorted(CARDS))

@@ -6,8 +6,6 @@ import re
 
 import pytest
 
-from efficientsam_hf import EfficientSamImageProcessor, EfficientSamProcessor
-
 from conftest import COCO_DEV_DIR, REPO_ROOT, require_shared
 
 # The onnxruntime example needs an exported model; tests/test_onnx.py runs it and checks its numbers.
@@ -19,11 +17,8 @@ BLOCKS = [
 
 
 @pytest.fixture(scope="module")
-def model_folder(tmp_path_factory, tiny_model):
-    folder = tmp_path_factory.mktemp("efficientsam-ti")
-    tiny_model.save_pretrained(folder)
-    EfficientSamProcessor(image_processor=EfficientSamImageProcessor()).save_pretrained(folder)
-    return folder
+def model_folder(tiny_model_folder):
+    return tiny_model_folder
 
 
 def test_readme_has_python_examples():
