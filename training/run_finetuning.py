@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from efficientsam_hf import EfficientSamConfig, EfficientSamModel, EfficientSamProcessor
 from efficientsam_hf.finetuning import (
@@ -47,6 +45,7 @@ from efficientsam_hf.finetuning import (
     load_coco_dataset,
     load_sa1b_dataset,
 )
+from efficientsam_hf.training_loop import find_last_checkpoint, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -180,11 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"distributed: {training_args.parallel_mode.value == 'distributed'}"
     )
 
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-            logger.info(f"Checkpoint found at {last_checkpoint}; pass --resume_from_checkpoint True to continue.")
+    last_checkpoint = find_last_checkpoint(training_args, logger)
     set_seed(training_args.seed)
 
     # Data ------------------------------------------------------------------------------------------------------
@@ -251,17 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     metrics = {}
     if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint
-        if checkpoint in ("True", "true"):
-            checkpoint = last_checkpoint or True
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model()
-        train_metrics = dict(train_result.metrics)
-        train_metrics["train_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        trainer.log_metrics("train", train_metrics)
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
-        metrics.update(train_metrics)
+        metrics.update(train_and_save(trainer, training_args, last_checkpoint))
     if training_args.do_eval:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)

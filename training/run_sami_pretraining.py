@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import sys
 from dataclasses import dataclass, field
 
 import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from efficientsam_hf import EfficientSamConfig
 from efficientsam_hf.sami import (
@@ -36,6 +34,7 @@ from efficientsam_hf.sami import (
     precompute_teacher_features,
 )
 from efficientsam_hf.sami.data import SetEpochCallback
+from efficientsam_hf.training_loop import find_last_checkpoint, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"distributed: {training_args.parallel_mode.value == 'distributed'}"
     )
 
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.do_train:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-            logger.info(
-                f"Checkpoint found at {last_checkpoint}; pass --resume_from_checkpoint True to continue from it."
-            )
+    last_checkpoint = find_last_checkpoint(training_args, logger)
     set_seed(training_args.seed)
 
     teacher = SamiTeacher.from_pretrained(
@@ -242,19 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=collate_sami,
         callbacks=[SetEpochCallback(train_dataset)],
     )
-    metrics = {}
-    if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint
-        if checkpoint in ("True", "true"):
-            checkpoint = last_checkpoint or True
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model()
-        metrics = dict(train_result.metrics)
-        metrics["train_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-    return metrics
+    return train_and_save(trainer, training_args, last_checkpoint) if training_args.do_train else {}
 
 
 if __name__ == "__main__":
