@@ -7,10 +7,12 @@ then the `PreTrainedModel` classes. This file is copied into every `save_pretrai
 `trust_remote_code` users, so it imports only torch, transformers and the sibling configuration file.
 
 Numerics follow the official implementation (github.com/yformer/EfficientSAM, commit d525f62) op for op, so a
-converted checkpoint reproduces its outputs to float32 rounding. Two things are done differently, for speed only:
-attention runs through SDPA by default (`attn_implementation="eager"` is the official materialised softmax), and
-the mask decoder does not copy the image embedding once per query: the work that is the same for every query of an
-image (the first cross attentions' projections of the image tokens, the dense positional encoding) runs once.
+converted checkpoint reproduces its outputs to float32 rounding. What is done differently is for speed only:
+- attention runs through SDPA by default (`attn_implementation="eager"` is the official materialised softmax);
+- the mask decoder does not copy the image embedding once per query: the work that is the same for every query of
+  an image (the first cross attentions' projections of the image tokens, the dense positional encoding) runs once;
+- outside eager mode, attention between the 11 prompt tokens and the 4096 image tokens folds the projections into
+  the prompt tokens, and the 2x2 transposed convolutions run as per-pixel GEMMs in token layout.
 """
 
 from __future__ import annotations
